@@ -1,0 +1,259 @@
+"""Gateway batches -> one transaction. Every record is checked with the contract's own
+validator first; any bad record refuses the whole batch (nothing stored). Telemetry is
+inserted with ON CONFLICT DO NOTHING on (node, seq), so a replayed batch is counted as
+duplicates, never stored twice."""
+from __future__ import annotations
+
+import json
+import math
+import zlib
+from datetime import datetime, timezone
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
+
+from cloud.models import Node, Site, Telemetry
+from cloud.services import deployments, events, fleet
+from contract import protocol
+
+MAX_TS = 253402300799999          # 9999-12-31, the largest ms a datetime holds
+MAX_I63 = 2**63 - 1
+MAX_I31 = 2**31 - 1
+MAX_NAME = 64                     # model names, fw, board, reasons, result strings
+
+
+class IngestError(ValueError):
+    """Refused batch; `status` is the HTTP code (413 oversize, 415, 422)."""
+
+    def __init__(self, status: int, detail: str):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def _no_constants(name):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def read_body(raw: bytes, encoding: str | None, max_inflated: int) -> dict:
+    """Bytes (plain or gzip) -> dict, or IngestError."""
+    enc = (encoding or "identity").strip().lower()
+    if enc == "gzip":
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            raw = d.decompress(raw, max_inflated + 1)
+        except zlib.error as e:
+            raise IngestError(422, f"body is not valid gzip: {e}")
+        if len(raw) > max_inflated or d.unconsumed_tail:
+            raise IngestError(413, f"inflated body exceeds {max_inflated} bytes")
+        if not d.eof:
+            raise IngestError(422, "gzip body is truncated")
+    elif enc != "identity":
+        raise IngestError(415, f"unsupported Content-Encoding {encoding!r} (gzip or none)")
+    try:
+        body = json.loads(raw, parse_constant=_no_constants)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise IngestError(422, f"bad_json: {e}")
+    if not isinstance(body, dict):
+        raise IngestError(422, "wrong_type: the batch must be a JSON object")
+    if b"\\u0000" in raw:        # strict JSON has no raw control characters: a NUL needs this escape
+        _walk_strings(body, "batch")
+    return body
+
+
+def _walk_strings(obj, where: str) -> None:
+    """Refuse NUL characters (PostgreSQL text cannot hold them)."""
+    if isinstance(obj, str):
+        if "\x00" in obj:
+            raise IngestError(422, f"bad_value: {where} contains a NUL character")
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            _walk_strings(k, where)
+            _walk_strings(v, where)
+    elif isinstance(obj, list):
+        for v in obj:
+            _walk_strings(v, where)
+
+
+def _range(ok: bool, detail: str) -> None:
+    if not ok:
+        raise IngestError(422, "bad_value: " + detail)
+
+
+def _short(value, what: str) -> None:
+    if isinstance(value, str):
+        _range(len(value) <= MAX_NAME, f"{what} longer than {MAX_NAME} characters")
+
+
+def validate_batch(body: dict, nul_checked: bool = False) -> dict:
+    """The contract's checks for every record plus the limits the database needs.
+    nul_checked: read_body already looked for NUL characters in the raw text."""
+    try:
+        protocol._check_fields(body, {"v": ("int", True), "gateway": ("str", True), "site": ("str", True),
+                                      "batch_id": ("str", True), "telemetry": ("list", False),
+                                      "heartbeats": ("list", False), "statuses": ("list", False),
+                                      "ota_states": ("list", False)}, "batch")
+        if body["v"] != protocol.SCHEMA:
+            raise protocol.ContractError("bad_version", f"schema version {body['v']!r}, expected {protocol.SCHEMA}")
+        protocol._check_id(body["gateway"], "gateway")
+        protocol._check_id(body["site"], "site")
+    except protocol.ContractError as e:
+        raise IngestError(422, str(e))
+    _range(0 < len(body["batch_id"]) <= 128, "batch_id must be 1..128 characters")
+    lists = {k: body.get(k, []) for k in ("telemetry", "heartbeats", "statuses", "ota_states")}
+    total = sum(len(v) for v in lists.values())
+    if total > protocol.MAX_BATCH_RECORDS:
+        raise IngestError(413, f"oversize: {total} records, limit {protocol.MAX_BATCH_RECORDS}")
+    if not nul_checked:
+        _walk_strings(body, "batch")
+    try:
+        by_node: dict[str, list] = {}
+        for i, rec in enumerate(lists["telemetry"]):
+            if not isinstance(rec, dict) or "node" not in rec:
+                raise protocol.ContractError("missing_field", f"telemetry record {i} lacks 'node'")
+            if not isinstance(rec["node"], str):
+                raise protocol.ContractError("wrong_type", f"telemetry record {i}: node must be str")
+            by_node.setdefault(rec["node"], []).append(rec)
+        for node, recs in by_node.items():     # the contract's validator, one message per 64 records of a node
+            for k in range(0, len(recs), protocol.MAX_ITEMS):
+                try:
+                    protocol.validate(protocol.TELEMETRY, {"v": protocol.SCHEMA, "node": node,
+                                                           "items": recs[k:k + protocol.MAX_ITEMS]})
+                except protocol.ContractError as e:
+                    raise protocol.ContractError(e.reason, f"telemetry of node {node[:64]!r}, record {k}+: {e}")
+        for i, rec in enumerate(lists["telemetry"]):
+            _range(rec["seq"] <= MAX_I63, f"telemetry record {i}: seq out of range")
+            _range(0 <= rec["ts"] <= MAX_TS, f"telemetry record {i}: ts out of range")
+            _range(0 <= rec["model_version"] <= MAX_I31, f"telemetry record {i}: model_version out of range")
+            _range(math.isfinite(rec["score"]), f"telemetry record {i}: score must be finite")
+            _range(len(rec["model"]) <= MAX_NAME, f"telemetry record {i}: model name too long")
+            _short(rec["result"], f"telemetry record {i} result")
+            unknown = set(rec) - set(protocol._TELEMETRY_ITEM) - {"node"}
+            _range(not unknown, f"telemetry record {i}: unknown fields {sorted(unknown)}")
+        for i, hb in enumerate(lists["heartbeats"]):
+            protocol.validate(protocol.HEARTBEAT, hb)
+            _range(0 <= hb["ts"] <= MAX_TS, f"heartbeat {i}: ts out of range")
+            _range(0 <= hb["runtime"] <= MAX_I31, f"heartbeat {i}: runtime out of range")
+            _range(0 <= hb["free_mem"] <= MAX_I63 and 0 <= hb["uptime"] <= MAX_I63, f"heartbeat {i}: out of range")
+            _short(hb["fw"], f"heartbeat {i} fw")
+            _short(hb["board"], f"heartbeat {i} board")
+            for name, ver in hb["models"].items():
+                _range(0 < len(name) <= MAX_NAME and isinstance(ver, int) and not isinstance(ver, bool)
+                       and 0 <= ver <= MAX_I31, f"heartbeat {i}: models must map names to integer versions")
+        for i, st in enumerate(lists["statuses"]):
+            protocol.validate(protocol.STATUS, st)
+            _range(0 <= st.get("ts", 0) <= MAX_TS, f"status {i}: ts out of range")
+        for i, st in enumerate(lists["ota_states"]):
+            protocol.validate(protocol.OTA_STATE, st)
+            _range(len(st["deployment"]) <= MAX_NAME and len(st["model"]) <= MAX_NAME,
+                   f"ota_state {i}: deployment or model too long")
+            _range(0 <= st["version"] <= MAX_I31, f"ota_state {i}: version out of range")
+            _short(st.get("reason"), f"ota_state {i} reason")
+            _range(0 <= st.get("ts", 0) <= MAX_TS, f"ota_state {i}: ts out of range")
+            p = st.get("progress")
+            _range(p is None or math.isfinite(p), f"ota_state {i}: progress must be finite")
+    except protocol.ContractError as e:
+        raise IngestError(422, str(e))
+    return lists
+
+
+def _insert(s: Session, table):
+    """The dialect's INSERT, which has ON CONFLICT (PostgreSQL and SQLite >= 3.24)."""
+    if s.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
+
+
+def _insert_ignore(s: Session):
+    """On the Table, not the mapped class: a Core executemany skips the ORM's per-row bulk work."""
+    return _insert(s, Telemetry.__table__).on_conflict_do_nothing(index_elements=["node", "seq"])
+
+
+def is_anomaly(model: str, result) -> bool | None:
+    if model != "anomaly":
+        return None
+    return result == 1 or result == "anomaly"
+
+
+def store(s: Session, body: dict, lists: dict, settings) -> tuple[int, int, list[dict]]:
+    """Writes a validated batch; returns (accepted, duplicates, accepted records).
+
+    A node that only sent telemetry gets one Core UPDATE (last seen, last result) in an
+    executemany: at a thousand nodes, loading each as an ORM object cost most of the batch.
+    Nodes that are new or sent a heartbeat, status or OTA state are loaded as objects."""
+    now = events.now_ms()
+    gateway, site = body["gateway"], body["site"]
+    # upserts: concurrent batches from several gateways may name the same new site or node
+    s.execute(_insert(s, Site).values(id=site, gateway=gateway, first_seen=now, last_seen=now)
+              .on_conflict_do_update(index_elements=["id"], set_={"gateway": gateway, "last_seen": now}))
+    stateful = {m["node"] for k in ("heartbeats", "statuses", "ota_states") for m in lists[k]}
+    ids = sorted({r["node"] for r in lists["telemetry"]} | stateful)
+    if not ids:
+        return 0, 0, []
+    s.execute(_insert(s, Node).on_conflict_do_nothing(index_elements=["id"]),
+              [{"id": nid, "site": site, "gateway": gateway, "models": {}, "tags": [], "first_seen": now,
+                "last_seen": now} for nid in ids])
+    cols = Node.__table__.c
+    q = select(cols.id, cols.first_seen, cols.last_result).where(cols.id.in_(ids)).order_by(cols.id)
+    if s.get_bind().dialect.name == "postgresql":
+        q = q.with_for_update()
+    current = {nid: (first, last) for nid, first, last in s.execute(q)}
+    changed = stateful | {nid for nid, (first, _) in current.items() if first == now}
+    nodes: dict[str, Node] = {n.id: n for n in s.scalars(select(Node).where(Node.id.in_(sorted(changed))))}
+    for n in nodes.values():
+        n.site, n.gateway, n.last_seen = site, gateway, now
+    for hb in lists["heartbeats"]:
+        n = nodes[hb["node"]]
+        n.fw, n.runtime, n.board = hb["fw"], hb["runtime"], hb["board"]
+        n.models, n.free_mem, n.uptime = dict(hb["models"]), hb["free_mem"], hb["uptime"]
+        if n.state is None:
+            n.state = "online"
+    for st in lists["statuses"]:
+        nodes[st["node"]].state = st["state"]
+
+    seen, rows = set(), []
+    for rec in lists["telemetry"]:
+        key = (rec["node"], rec["seq"])
+        if key in seen:
+            continue
+        seen.add(key)
+        rows.append({"time": datetime.fromtimestamp(rec["ts"] / 1000, tz=timezone.utc), "ts": rec["ts"],
+                     "node": rec["node"], "seq": rec["seq"], "site": site, "model": rec["model"],
+                     "model_version": rec["model_version"], "result": rec["result"], "score": float(rec["score"]),
+                     "anomaly": is_anomaly(rec["model"], rec["result"]), "features": rec.get("features"),
+                     "batch_id": body["batch_id"]})
+    accepted_rows: list[dict] = []
+    if rows:
+        inserted = set()
+        for start in range(0, len(rows), 1000):
+            chunk = rows[start:start + 1000]
+            tcols = Telemetry.__table__.c
+            res = s.execute(_insert_ignore(s).returning(tcols.node, tcols.seq), chunk)
+            inserted.update((r[0], r[1]) for r in res)
+        accepted_rows = [r for r in rows if (r["node"], r["seq"]) in inserted]
+    last = {nid: cur[1] for nid, cur in current.items()}    # newest result per node, never older
+    for r in accepted_rows:
+        if r["ts"] >= (last[r["node"]] or {}).get("ts", -1):
+            last[r["node"]] = {"model": r["model"], "model_version": r["model_version"], "seq": r["seq"],
+                               "ts": r["ts"], "result": r["result"], "score": r["score"]}
+    for nid, n in nodes.items():
+        n.last_result = last[nid]
+    plain = [{"b_id": nid, "site": site, "gateway": gateway, "last_seen": now, "last_result": last[nid]}
+             for nid in ids if nid not in nodes]
+    if plain:
+        s.connection().execute(Node.__table__.update().where(cols.id == bindparam("b_id")), plain)
+    touched = {st["deployment"] for st in lists["ota_states"]
+               if deployments.apply_state(s, st, nodes.get(st["node"]), settings)}
+    s.flush()
+    deployments.advance(s, settings, touched)
+    # Live "node" events only where the dashboard cannot tell from the telemetry event itself
+    # (which carries last results and proves last_seen): new nodes and node-state messages.
+    for nid in sorted(changed):
+        events.publish(s, events.STREAM, "node", fleet.node_brief(nodes[nid], now, settings.online_window_s))
+    if accepted_rows:
+        recs = [{k: r[k] for k in ("node", "seq", "ts", "model", "model_version", "result", "score")}
+                for r in accepted_rows[-500:]]
+        events.publish(s, events.STREAM, "telemetry", {"site": site, "records": recs})
+    return len(accepted_rows), len(lists["telemetry"]) - len(accepted_rows), accepted_rows
