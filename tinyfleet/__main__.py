@@ -1,0 +1,3 @@
+from tinyfleet.cli import main
+
+main()
