@@ -36,3 +36,13 @@ def test_fit_iris_returns_one_net_per_training_set():
     for model, info in fits:
         assert model.input_shape == (1, 4) and info["l2"] == min(info["inner_cv_loss"], key=info["inner_cv_loss"].get)
         assert len(info["loss"]) == 30
+
+
+def test_each_copy_fits_its_own_target_column():
+    """fit_iris hands every copy its own teacher's posterior: column j is copy j's target."""
+    x, y = iris.load()
+    masks = np.ones((2, 100), np.float32)
+    targets = np.stack([y, 1 - y], axis=1)
+    _, _, _, p = _train_copies("iris_b", x, targets, masks, [1e-3, 1e-3], 200, 0.02, 0)
+    assert np.mean((p[:, 0] > 0.5) == (y > 0.5)) > 0.9
+    assert np.mean((p[:, 1] > 0.5) == (y < 0.5)) > 0.9
