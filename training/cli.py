@@ -41,7 +41,7 @@ def train(model: str = typer.Argument(..., help=MODEL_HELP),
         typer.echo(f"  {key}: {val} (bar {b['bar']}) {'met' if b['met'] else 'NOT MET'}")
     s = rep["sizes_bytes"]
     typer.echo(f"  int8 tflite {s['int8_tflite_per_channel']} B per-channel, {s['int8_tflite_per_tensor']} B "
-               f"per-tensor; blob {s['blob']} B; TFLM arena {rep['tflm_arena_bytes']} B; "
+               f"per-tensor ({rep['quantization']} ships); blob {s['blob']} B; TFLM arena {rep['tflm_arena_bytes']} B; "
                f"trained in {rep['train_seconds']:.1f} s")
 
 
@@ -74,7 +74,7 @@ def bench_train(as_json: bool = typer.Option(False, "--json", help="print JSON o
         rep = json.loads((folder / "report.json").read_text())
         results[name] = {"wall_seconds": round(time.time() - t, 2), "train_seconds": rep["train_seconds"],
                          "epochs": rep["epochs"], "all_bars_met": rep["all_bars_met"],
-                         "int8_tflite_bytes": rep["sizes_bytes"]["int8_tflite_per_channel"],
+                         "int8_tflite_bytes": rep["sizes_bytes"]["int8_tflite"],
                          "blob_bytes": rep["sizes_bytes"]["blob"]}
     doc = {"bench": "train", "cpu_count": os.cpu_count(), "models": results}
     dest = Path("bench/results")

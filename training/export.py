@@ -78,13 +78,16 @@ TASKS = {"sine": "regression", "anomaly": "anomaly"}  # every other model classi
 
 
 def blob_meta(name: str, meta: dict | None) -> dict:
-    """What the node needs besides the weights: its task, the anomaly threshold, class names."""
+    """What the node needs besides the weights: its task, the anomaly threshold, class names.
+
+    A blob without metadata leaves the node's configured task in place, and a sine node is
+    configured for regression: a bare regression model carries none (20 B of a 588 B blob)."""
     meta = meta or {}
     out = {"task": TASKS.get(name, "classify")}
     for key in ("threshold", "classes"):
         if meta.get(key) is not None:
             out[key] = meta[key]
-    return out
+    return {} if out == {"task": "regression"} else out
 
 
 def make_blob(tflite: bytes, name: str, version: int, meta: dict | None = None) -> bytes:

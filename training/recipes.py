@@ -25,13 +25,16 @@ class Recipe:
     classes: list | None = None
     repeat: int = 1                 # passes over the data per Keras epoch (cuts epoch overhead)
     candidates: int = 1             # seeds tried; the smallest int8-vs-float gap on *validation* wins
+    per_channel: bool = True        # int8.tflite's weight quantization; the other one is reported beside it
     bars: dict = field(default_factory=dict)
     arch_kw: dict = field(default_factory=dict)
     train_kw: dict = field(default_factory=dict)   # training-only layers (e.g. activation noise)
 
 
 RECIPES = {
-    "sine": Recipe("sine", "sine", 300, 64, 0.01, "mse", "regression", candidates=3, train_kw={"noise": 0.02},
+    # per-tensor: a 588 B blob instead of 752 B; activation noise and the candidates keep its gap small
+    "sine": Recipe("sine", "sine", 300, 64, 0.01, "mse", "regression", candidates=4, per_channel=False,
+                   train_kw={"noise": 0.05},
                    bars={"int8_mae_clean_grid": ("<=", 0.08), "int8_float_gap": ("<=", 0.01)}),
     "anomaly": Recipe("anomaly", "anomaly", 60, 32, 0.003, "mse", "autoencoder", ["normal", "anomalous"],
                       repeat=2, bars={"int8_auc_seen": (">=", 0.95), "int8_auc_unseen": (">=", 0.85)}),

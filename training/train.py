@@ -127,7 +127,7 @@ def _select(r: Recipe, model, history, d: dict, rep, epochs: int, seed: int, pro
     scored = []
     for s, m, h in runs:
         fv = _keras_predict(_open_batch(m, r))(xv)
-        gap = float(np.mean(np.abs(convert.int8_predict(convert.to_tflite(m, rep), xv) - fv)))
+        gap = float(np.mean(np.abs(convert.int8_predict(convert.to_tflite(m, rep, r.per_channel), xv) - fv)))
         scored.append({"seed": s, "val_loss": float(np.mean((fv - yv) ** 2)), "val_int8_float_gap": gap})
     best_loss = min(c["val_loss"] for c in scored)
     ok = [i for i, c in enumerate(scored) if c["val_loss"] <= 1.1 * best_loss]
@@ -356,14 +356,12 @@ def train_model(name: str, epochs: int | None = None, seed: int = 0, data=None, 
 
     model.save(folder / "model.keras")
     float_tfl = convert.to_tflite(model)
-    int8_tfl = convert.to_tflite(model, rep)
-    pt_tfl = convert.to_tflite(model, rep, per_channel=False)
+    int8_tfl = convert.to_tflite(model, rep, per_channel=r.per_channel)  # the one every format ships
+    other = "per_tensor" if r.per_channel else "per_channel"
+    other_tfl = convert.to_tflite(model, rep, per_channel=not r.per_channel)
     (folder / "float.tflite").write_bytes(float_tfl)
     (folder / "int8.tflite").write_bytes(int8_tfl)
-    if len(pt_tfl) < len(int8_tfl):
-        (folder / "int8_per_tensor.tflite").write_bytes(pt_tfl)
-    elif (folder / "int8_per_tensor.tflite").exists():
-        (folder / "int8_per_tensor.tflite").unlink()
+    (folder / f"int8_{other}.tflite").write_bytes(other_tfl)
 
     float_predict = _keras_predict(_open_batch(model, r))
     def int8_predict(x):
@@ -373,11 +371,12 @@ def train_model(name: str, epochs: int | None = None, seed: int = 0, data=None, 
         xv_ = d["val"][0]
         threshold = float(np.percentile(ae_score(xv_, int8_predict(xv_)), 99))
     m = {**metrics(r, float_predict, d, "float"), **metrics(r, int8_predict, d, "int8", threshold)}
-    pt_metrics = metrics(r, lambda x: convert.int8_predict(pt_tfl, x), d, "int8_per_tensor")
-    m.update({k: v for k, v in pt_metrics.items() if "mae" in k or "auc" in k or "acc" in k or "top1" in k})
+    other_metrics = metrics(r, lambda x: convert.int8_predict(other_tfl, x), d, f"int8_{other}")
+    m.update({k: v for k, v in other_metrics.items() if "mae" in k or "auc" in k or "acc" in k or "top1" in k})
     if name == "sine":
         gx, _ = d["grid"]
         m["int8_float_gap"] = float(np.mean(np.abs(int8_predict(gx) - float_predict(gx))))
+        m[f"int8_{other}_float_gap"] = float(np.mean(np.abs(convert.int8_predict(other_tfl, gx) - float_predict(gx))))
     if study is not None:
         for kind in ("float", "int8"):
             for arch in ("iris_a", "iris_b"):
@@ -392,8 +391,8 @@ def train_model(name: str, epochs: int | None = None, seed: int = 0, data=None, 
     from training import tflm
     arena = int(tflm.find_arena_size(int8_tfl))
     details = convert.io_details(int8_tfl)
-    sizes = {"float_tflite": len(float_tfl), "int8_tflite_per_channel": len(int8_tfl),
-             "int8_tflite_per_tensor": len(pt_tfl), "blob": (folder / "model.tfmb").stat().st_size,
+    sizes = {"float_tflite": len(float_tfl), "int8_tflite": len(int8_tfl), f"int8_tflite_{other}": len(other_tfl),
+             f"int8_tflite_{'per_channel' if r.per_channel else 'per_tensor'}": len(int8_tfl), "blob": (folder / "model.tfmb").stat().st_size,
              "keras": (folder / "model.keras").stat().st_size,
              "c_source": (folder / f"{export.c_identifier(name)}_model_data.cc").stat().st_size}
     bars = {}
@@ -407,6 +406,7 @@ def train_model(name: str, epochs: int | None = None, seed: int = 0, data=None, 
                                                    else "arrays"),
         "split_sizes": {k: int(len(v[0])) for k, v in d.items() if isinstance(v, tuple) and k != "grid"},
         "groups": d.get("groups", {}),
+        "quantization": "per-channel" if r.per_channel else "per-tensor",
         "params": int(model.count_params()), "macs": __import__("training.models", fromlist=["macs"]).macs(model),
         "sizes_bytes": sizes, "tflm_arena_bytes": arena, "metrics": m, "bars": bars,
         "all_bars_met": all(b["met"] for b in bars.values()),

@@ -36,7 +36,10 @@ def _check_artifacts(folder: Path, name: str) -> dict:
     assert rep["name"] == name and rep["version"] == int(folder.name) and rep["seed"] == 1
     assert rep["tflm_arena_bytes"] > 0 and rep["params"] > 0 and rep["macs"] > 0
     s = rep["sizes_bytes"]
-    assert s["int8_tflite_per_channel"] == (folder / "int8.tflite").stat().st_size
+    shipped = "int8_tflite_" + rep["quantization"].replace("-", "_")
+    assert s["int8_tflite"] == s[shipped] == (folder / "int8.tflite").stat().st_size
+    other = "per_tensor" if rep["quantization"] == "per-channel" else "per_channel"
+    assert s["int8_tflite_" + other] == (folder / f"int8_{other}.tflite").stat().st_size
     assert s["blob"] == (folder / "model.tfmb").stat().st_size
     assert rep["io"]["ops"] and set(rep["bars"]) and "tensorflow" in json.dumps(rep["packages"])
     assert (folder / "model.tfmb").read_bytes()[:4] == b"TFMB"
