@@ -182,6 +182,8 @@ def store(s: Session, body: dict, lists: dict, settings) -> tuple[int, int, list
 
     A node that only sent telemetry gets one Core UPDATE (last seen, last result) in an
     executemany: at a thousand nodes, loading each as an ORM object cost most of the batch.
+    Only nodes the database does not know yet are inserted (an upsert of every node in
+    every batch cost a fifth of the batch).
     Nodes that are new or sent a heartbeat, status or OTA state are loaded as objects."""
     now = events.now_ms()
     gateway, site = body["gateway"], body["site"]
@@ -192,14 +194,21 @@ def store(s: Session, body: dict, lists: dict, settings) -> tuple[int, int, list
     ids = sorted({r["node"] for r in lists["telemetry"]} | stateful)
     if not ids:
         return 0, 0, []
-    s.execute(_insert(s, Node).on_conflict_do_nothing(index_elements=["id"]),
-              [{"id": nid, "site": site, "gateway": gateway, "models": {}, "tags": [], "first_seen": now,
-                "last_seen": now} for nid in ids])
     cols = Node.__table__.c
-    q = select(cols.id, cols.first_seen, cols.last_result).where(cols.id.in_(ids)).order_by(cols.id)
-    if s.get_bind().dialect.name == "postgresql":
-        q = q.with_for_update()
-    current = {nid: (first, last) for nid, first, last in s.execute(q)}
+
+    def load(wanted):
+        q = select(cols.id, cols.first_seen, cols.last_result).where(cols.id.in_(wanted)).order_by(cols.id)
+        if s.get_bind().dialect.name == "postgresql":
+            q = q.with_for_update()
+        return {nid: (first, last) for nid, first, last in s.execute(q)}
+
+    current = load(ids)
+    missing = [nid for nid in ids if nid not in current]
+    if missing:  # a concurrent batch may create the same node first: then it is not new here
+        s.execute(_insert(s, Node.__table__).on_conflict_do_nothing(index_elements=["id"]),
+                  [{"id": nid, "site": site, "gateway": gateway, "models": {}, "tags": [], "first_seen": now,
+                    "last_seen": now} for nid in missing])
+        current.update(load(missing))
     changed = stateful | {nid for nid, (first, _) in current.items() if first == now}
     nodes: dict[str, Node] = {n.id: n for n in s.scalars(select(Node).where(Node.id.in_(sorted(changed))))}
     for n in nodes.values():
