@@ -171,9 +171,10 @@ class OtaRelay:
             m = p.validate(p.OTA_OFFER, per_node.get(node, manifest))
             if m["sha256"] != manifest["sha256"]:
                 raise ValueError(f"node {node}'s manifest names another blob than the deployment's")
-            self.mqtt.publish(p.topic(self.cfg.site, node, p.OTA_OFFER), p.encode(p.OTA_OFFER, m), qos=1, retain=True)
+            # known before the offer leaves: the node's first chunk request can beat the next line
             dep[node] = {"sha256": m["sha256"], "size": m["size"], "chunk_size": m["chunk_size"]}
             self.states.setdefault(doc["deployment"], {})[node] = p.QUEUED
+            self.mqtt.publish(p.topic(self.cfg.site, node, p.OTA_OFFER), p.encode(p.OTA_OFFER, m), qos=1, retain=True)
         self._save()
         self._gauge(doc["deployment"])
         log.info("deployment %s: offered %s v%s to %d nodes", doc["deployment"], manifest["model"],
