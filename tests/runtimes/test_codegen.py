@@ -93,3 +93,17 @@ def test_codegen_command_line(tmp_path):
     r = subprocess.run(["gcc", *c_host.WARN, "-I", str(c_host.SRC), "-c", str(tmp_path / "m.c"), "-o",
                         str(tmp_path / "m.o")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("name", testmodels.names())
+def test_fast_kernels_match_tflm_on_every_layer(name, monkeypatch):
+    """The speed variant's packed-weight kernels serve only layers of >= HOT_MACS MACs, which
+    only the keyword model has: with the threshold at 1 every layer that fits them takes them,
+    on the host (plain C) and on the emulated M4 (DSP instructions)."""
+    monkeypatch.setattr(codegen, "HOT_MACS", 1)
+    assert "g_requant" in codegen.generate(blob("dense_sine"), speed=True)  # the fast path is really on
+    assert_same(name, c_host.run_batch_codegen(blob(name), inputs(name), speed=True), golden(name),
+                "fast kernels (host)")
+    x = inputs(name)[-20:]
+    m4 = c_host.run_batch_codegen_m4(blob(name), x, speed=True)
+    assert int((m4 != golden(name)[-20:]).sum()) == 0, "%s: fast kernels on the M4 differ from TFLM" % name
