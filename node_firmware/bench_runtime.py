@@ -27,9 +27,9 @@ def model_row(name: str, models: Path) -> dict:
     blob = (folder / "model.tfmb").read_bytes()
     row = {"version": int(folder.name), "tflite_bytes": (folder / "int8.tflite").stat().st_size,
            "blob_bytes": len(blob)}
-    for kind in ("per_channel", "per_tensor"):  # int8.tflite is one of them, its twin sits beside it
-        twin = folder / f"int8_{kind}.tflite"
-        row[f"tflite_{kind}_bytes"] = (twin if twin.exists() else folder / "int8.tflite").stat().st_size
+    sizes = json.loads((folder / "report.json").read_text())["sizes_bytes"]  # int8.tflite is one of the two
+    for kind in ("per_channel", "per_tensor"):
+        row[f"tflite_{kind}_bytes"] = sizes[f"int8_tflite_{kind}"]
     t = time.monotonic()
     row["micropython"] = micropython_host.bench_micropython(name, models, int(folder.name))
     row["c"] = c_host.bench_c(blob)
