@@ -357,7 +357,7 @@ def train_model(name: str, epochs: int | None = None, seed: int = 0, data=None, 
     model.save(folder / "model.keras")
     float_tfl = convert.to_tflite(model)
     int8_tfl = convert.to_tflite(model, rep, per_channel=r.per_channel)  # the one every format ships
-    other = "per_tensor" if r.per_channel else "per_channel"
+    shipped, other = ("per_channel", "per_tensor") if r.per_channel else ("per_tensor", "per_channel")
     other_tfl = convert.to_tflite(model, rep, per_channel=not r.per_channel)
     (folder / "float.tflite").write_bytes(float_tfl)
     (folder / "int8.tflite").write_bytes(int8_tfl)
@@ -392,7 +392,7 @@ def train_model(name: str, epochs: int | None = None, seed: int = 0, data=None, 
     arena = int(tflm.find_arena_size(int8_tfl))
     details = convert.io_details(int8_tfl)
     sizes = {"float_tflite": len(float_tfl), "int8_tflite": len(int8_tfl), f"int8_tflite_{other}": len(other_tfl),
-             f"int8_tflite_{'per_channel' if r.per_channel else 'per_tensor'}": len(int8_tfl), "blob": (folder / "model.tfmb").stat().st_size,
+             f"int8_tflite_{shipped}": len(int8_tfl), "blob": (folder / "model.tfmb").stat().st_size,
              "keras": (folder / "model.keras").stat().st_size,
              "c_source": (folder / f"{export.c_identifier(name)}_model_data.cc").stat().st_size}
     bars = {}
@@ -406,7 +406,7 @@ def train_model(name: str, epochs: int | None = None, seed: int = 0, data=None, 
                                                    else "arrays"),
         "split_sizes": {k: int(len(v[0])) for k, v in d.items() if isinstance(v, tuple) and k != "grid"},
         "groups": d.get("groups", {}),
-        "quantization": "per-channel" if r.per_channel else "per-tensor",
+        "quantization": shipped.replace("_", "-"),
         "params": int(model.count_params()), "macs": __import__("training.models", fromlist=["macs"]).macs(model),
         "sizes_bytes": sizes, "tflm_arena_bytes": arena, "metrics": m, "bars": bars,
         "all_bars_met": all(b["met"] for b in bars.values()),
