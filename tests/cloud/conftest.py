@@ -30,13 +30,14 @@ def png_1x1() -> bytes:
 @pytest.fixture(scope="session")
 def model_root(tmp_path_factory) -> Path:
     """models/sine/{1,2,3}/ with int8.tflite, model.tfmb (real converter), report.json, a plot."""
+    from training import testmodels
     from training.export import make_blob
     root = tmp_path_factory.mktemp("models")
-    sources = {1: "dense_sine.v1.tflite", 2: "dense_sine_pt.v1.tflite", 3: "dense_sine.v1.tflite"}
+    sources = {1: "dense_sine", 2: "dense_sine_pt", 3: "dense_sine"}
     for version, src in sources.items():
         folder = root / "sine" / str(version)
         folder.mkdir(parents=True)
-        tfl = (ROOT / "var" / "testmodels" / src).read_bytes()
+        tfl = testmodels.get(src)     # built and cached on first use
         (folder / "int8.tflite").write_bytes(tfl)
         (folder / "model.tfmb").write_bytes(make_blob(tfl, "sine", version))
         (folder / "report.json").write_text(json.dumps({"name": "sine", "version": version, "data": "generated",

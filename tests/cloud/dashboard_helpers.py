@@ -46,13 +46,14 @@ def report_plot(path: Path, title: str, threshold: float | None = None) -> None:
 def make_models(root: Path) -> Path:
     """models/sine/{1,2,3} and models/anomaly/1: int8.tflite, model.tfmb (the real
     converter), report.json (metrics; the anomaly one has its threshold) and result.png."""
+    from training import testmodels
     from training.export import make_blob
-    specs = [("sine", 1, "dense_sine.v1.tflite"), ("sine", 2, "dense_sine_pt.v1.tflite"),
-             ("sine", 3, "dense_sine.v1.tflite"), ("anomaly", 1, "autoencoder.v1.tflite")]
+    specs = [("sine", 1, "dense_sine"), ("sine", 2, "dense_sine_pt"), ("sine", 3, "dense_sine"),
+             ("anomaly", 1, "autoencoder")]
     for name, version, src in specs:
         folder = root / name / str(version)
         folder.mkdir(parents=True)
-        tfl = (ROOT / "var" / "testmodels" / src).read_bytes()
+        tfl = testmodels.get(src)     # built and cached on first use
         (folder / "int8.tflite").write_bytes(tfl)
         (folder / "model.tfmb").write_bytes(make_blob(tfl, name, version))
         threshold = 0.05 if name == "anomaly" else None
