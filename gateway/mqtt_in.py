@@ -9,13 +9,13 @@ loop thread then acknowledges those messages to the broker in one write. While o
 batch is being committed the next one grows, so batches get larger exactly when the
 disk is slow. A crash before the commit means the broker redelivers, never a lost
 message; a crash after it, a redelivery the deliveries log recognises."""
-import json
 import logging
 import queue
 import threading
 import time
 from typing import Callable
 
+import orjson
 import paho.mqtt.client as mqtt
 
 from contract import protocol as p
@@ -31,7 +31,6 @@ LOOP_TIMEOUT = 0.01     # seconds the loop waits for the network before it looks
 DRAIN_READS = 16        # further non-blocking reads per loop pass while the socket has data
 MAX_PENDING = 10_000    # messages held while the writer is busy; beyond that the loop stops reading (dedup.KEEP)
 OUTBOX_KIND = {p.TELEMETRY: "telemetry", p.HEARTBEAT: "heartbeat", p.STATUS: "status", p.OTA_STATE: "ota_state"}
-_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def filters(cfg: GatewayConfig) -> list[str]:
@@ -280,6 +279,6 @@ class MqttIn:
                 rows.append((OUTBOX_KIND[kind], 1, bytes(payload)))
         for i in range(0, len(telemetry), CHUNK):
             part = telemetry[i:i + CHUNK]
-            rows.append(("telemetry", len(part), _encode(part)[1:-1].encode()))
+            rows.append(("telemetry", len(part), orjson.dumps(part)[1:-1]))
         return rows, delivered, statuses, {"kinds": kinds, "duplicates": dups, "redelivered": redelivered,
                                            "dropped": dropped}

@@ -22,6 +22,20 @@ for payload, reason in [(b"{nope", "bad_json"), (b'{"v":2,"node":"n","items":[]}
     except p.ContractError as e:
         assert e.reason == reason, (reason, e.reason)
 
+for node in ("no de", "n/1", "n\u00e9", ""):
+    try:
+        p._check_id(node, "node id")
+        raise SystemExit(6)
+    except p.ContractError as e:
+        assert e.reason == "bad_topic"
+item = {"seq": 1, "ts": 2, "model": "sine", "model_version": 1, "result": 0.5, "score": 0.5, "features": [1, 2.5]}
+assert p._plain_item(item) and not p._plain_item(dict(item, features=[True])) and not p._plain_item(dict(item, seq=-1))
+for bad, reason in ((dict(item, features=None), "wrong_type"), (dict(item, seq=-1), "bad_value")):
+    try:
+        p.validate(p.TELEMETRY, p.telemetry("n-1", [bad]))
+        raise SystemExit(7)
+    except p.ContractError as e:
+        assert e.reason == reason, (reason, e.reason)
 msg = p.telemetry("n-1", [{"seq": 1, "ts": 2, "model": "sine", "model_version": 1, "result": 0.5, "score": 0.5}])
 assert p.decode(p.TELEMETRY, p.encode(p.TELEMETRY, msg)) == msg
 sha = binascii.hexlify(hashlib.sha256(b"blob").digest()).decode()

@@ -55,6 +55,38 @@ def test_decoder_rejects_with_reason(payload, reason):
     assert e.value.reason == reason
 
 
+def _item_mutants():
+    base = good_telemetry()["items"][0]
+    values = [None, True, False, 0, -1, 2**63, 1.5, float("nan"), "", "x", [], [1.0], [True], ["1"], {}, [0.5] * 513]
+    yield base
+    for field in (*p._TELEMETRY_ITEM, "extra"):
+        yield {k: v for k, v in base.items() if k != field}
+        for value in values:
+            yield dict(base, **{field: value})
+    yield [base]
+    yield None
+
+
+def test_the_everyday_item_shortcut_never_passes_what_the_full_check_refuses():
+    plain = 0
+    for item in _item_mutants():
+        if p._plain_item(item):
+            plain += 1
+            p._check_item(item, 0)                 # must not raise
+    assert plain >= 10                             # and it does take the everyday items
+
+
+@pytest.mark.parametrize("node", ["n", "a" * 32, "Node_1.x-Y"])
+def test_good_node_ids(node):
+    assert p._check_id(node, "node id") == node
+
+
+@pytest.mark.parametrize("node", ["", "a" * 33, "no de", "n/1", "n+", "n#", "nöde", "n\x00", "\u0661", 5])
+def test_bad_node_ids(node):
+    with pytest.raises(p.ContractError):
+        p._check_id(node, "node id")
+
+
 def test_encoder_refuses_oversize():
     msg = good_telemetry()
     msg["items"] = [dict(msg["items"][0], seq=i, features=[0.123456789] * 300) for i in range(10)]

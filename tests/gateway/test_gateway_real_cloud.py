@@ -65,18 +65,20 @@ def test_real_cloud_stores_telemetry_exactly_once_across_a_gateway_kill(mosquitt
 
 def test_a_record_the_cloud_refuses_is_isolated_dropped_and_counted(mosquitto, real_cloud, gateway_factory):
     """The cloud refuses whole batches (never a partial store); records that pass the contract but
-    not the cloud's database limits (ts after 9999, NaN score) must not block the ones around them."""
+    not the cloud's database limits (ts after 9999, seq past 2**63 - 1) must not block the ones
+    around them. A NaN score is not JSON: the gateway's decoder drops it before the cloud."""
     gw = gateway_factory(mosquitto.url, real_cloud).start()
     c = client(mosquitto.port, "node-1")
     good = [p.telemetry("node-1", [dict(item, seq=s)]) for s, item in
             ((s, {"ts": 1795400000000, "model": "sine", "model_version": 1, "result": 0.5, "score": 0.1}) for s in range(1, 9))]
     far_future = p.telemetry("node-1", [dict(good[0]["items"][0], seq=100, ts=10**15)])
+    huge_seq = p.telemetry("node-1", [dict(good[0]["items"][0], seq=2**63)])
     nan_score = b'{"v":1,"node":"node-1","items":[{"seq":101,"ts":1795400000000,"model":"sine",' \
                 b'"model_version":1,"result":0.5,"score":NaN}]}'
-    payloads = [json.dumps(m).encode() for m in good[:4]] + [json.dumps(far_future).encode(), nan_score] + \
+    payloads = [json.dumps(m).encode() for m in good[:4]] + [json.dumps(far_future).encode(), nan_score, json.dumps(huge_seq).encode()] + \
                [json.dumps(m).encode() for m in good[4:]]
     for data in payloads:                       # fast enough to share one ingest batch
         c.publish(p.topic(SITE, "node-1", p.TELEMETRY), data, qos=1)
     wait_for(lambda: sorted(stored(real_cloud, "node-1")) == list(range(1, 9)) or None, 30, "the 8 good records")
-    wait_for(lambda: gw.drops() == {"cloud_rejected": 2} or None, 10, "2 cloud_rejected drops")
+    wait_for(lambda: gw.drops() == {"cloud_rejected": 2, "bad_json": 1} or None, 10, "2 cloud_rejected, 1 bad_json")
     assert gw.metric("tinyfleet_gateway_queue_depth") == 0
