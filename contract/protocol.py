@@ -11,7 +11,7 @@ import struct
 try:
     from orjson import loads as _loads  # CPython: five times json's speed, and refuses NaN and lone surrogates
 except ImportError:                     # MicroPython
-    _loads = json.loads
+    from json import loads as _loads  # type: ignore[assignment]
 
 SCHEMA = 1
 ROOT = "tinyfleet"
@@ -141,7 +141,7 @@ STATUS_STATES = ("online", "offline")
 
 
 _PY_TYPES = {"int": int, "num": (int, float), "str": str, "list": list, "dict": dict,
-             "scalar": (int, float, str), "bool": bool}
+             "scalar": (int, float, str), "bool": bool}  # type: dict
 
 
 def _type_ok(value, kind):
