@@ -140,8 +140,10 @@ SCHEMAS = {
 STATUS_STATES = ("online", "offline")
 
 
-_PY_TYPES = {"int": int, "num": (int, float), "str": str, "list": list, "dict": dict,
-             "scalar": (int, float, str), "bool": bool}  # type: dict
+_NUM = (int, float)
+_SCALAR = (int, float, str)
+_PY_TYPES = {"int": int, "num": _NUM, "str": str, "list": list, "dict": dict, "scalar": _SCALAR,
+             "bool": bool}  # type: dict
 
 
 def _type_ok(value, kind):
@@ -159,16 +161,13 @@ def _check_fields(obj, schema, where):
                 raise ContractError("missing_field", "%s lacks %r" % (where, name))
         elif not _type_ok(obj[name], kind):
             # "64-bit": CPython's decoder (orjson) reads a larger integer as a float
-            raise ContractError("wrong_type", "%s field %r must be %s" % (where, name, "int (64-bit)" if kind == "int" else kind))
+            what = "int (64-bit)" if kind == "int" else kind
+            raise ContractError("wrong_type", "%s field %r must be %s" % (where, name, what))
 
 
 def _check_range(ok, reason, detail):
     if not ok:
         raise ContractError(reason, detail)
-
-
-_NUM = (int, float)
-_SCALAR = (int, float, str)
 
 
 def _plain_item(item):
