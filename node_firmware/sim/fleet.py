@@ -133,7 +133,8 @@ class Stepper:
         for k, n in enumerate(mine):
             if f.chance(f.powercut * dt) and n.ota.job is not None:
                 n.kill()
-                mine[k] = self.nodes[i + k * self.threads] = SimNode(n.root, n.hal.sim_board, n.hal.runtime)
+                reboot = SimNode(n.root, n.hal.sim_board, n.hal.runtime, power_lost=True)
+                mine[k] = self.nodes[i + k * self.threads] = reboot
                 self.power_cuts += 1
             elif n.node.connected and f.chance(f.disconnect * dt):
                 n.kill()

@@ -79,8 +79,10 @@ class _Lazy:
 class SimHal(Hal):
     board = "esp32"
 
-    def __init__(self, root, board=None, runtime="tfmicro", cut_at=None, torn=False, free_mem=110000, cut_if=None):
+    def __init__(self, root, board=None, runtime="tfmicro", cut_at=None, torn=False, free_mem=110000, cut_if=None,
+                 power_lost=False):
         self.fs = SimStorage(root, cut_at, torn, cut_if)
+        self._power_lost = power_lost
         self.sim_board = board or Board()
         self.runtime = runtime
         self._free = free_mem
@@ -141,3 +143,6 @@ class SimHal(Hal):
 
     def reset(self):
         machine.reset()
+
+    def power_lost(self):
+        return self._power_lost

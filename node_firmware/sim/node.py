@@ -36,12 +36,13 @@ def install_blob(root, blob, slot_path="/models/slot_a.tfmb"):
 
 
 class SimNode:
-    def __init__(self, root, board=None, runtime="tfmicro", cut_at=None, torn=False, cut_if=None):
+    def __init__(self, root, board=None, runtime="tfmicro", cut_at=None, torn=False, cut_if=None, power_lost=False):
         """Boot the node whose flash is `root` (config.json and a model already there).
-        Raises PowerCut if the cut falls inside the boot itself."""
+        Raises PowerCut if the cut falls inside the boot itself. `power_lost`: this boot
+        follows a power loss (the reset cause a real board reports), not a crash."""
         from tinyfleet_node.app import Node
         self.root = str(root)
-        self.hal = SimHal(self.root, board or Board(), runtime, cut_at, torn, cut_if=cut_if)
+        self.hal = SimHal(self.root, board or Board(), runtime, cut_at, torn, cut_if=cut_if, power_lost=power_lost)
         self.node = Node(self.hal)
 
     @classmethod

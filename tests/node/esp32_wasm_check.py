@@ -137,6 +137,9 @@ class WasmHal(Hal):
     def wifi_connect(self, ssid, password, timeout_ms=15000):
         return True
 
+    def power_lost(self):
+        return False  # no machine module here: every reboot counts as a crash
+
     def mqtt_client(self, client_id, host, port, user, password, keepalive):
         return MemClient(self.broker, client_id)
 

@@ -253,6 +253,36 @@ def test_power_cut_in_the_slot_switch_by_name(blobs, gateway, make_node):
     node.kill()
 
 
+def _reboots_on_trial(blobs, gateway, make_node, power_lost):
+    """Update sine 1 -> 2 on a node that samples once a minute, so it sits on trial, and
+    reboot it MAX_TRIAL_BOOTS + 2 times there; then sample fast and let the trial end."""
+    from node_firmware.sim.node import SimNode
+    from tinyfleet_node.slots import MAX_TRIAL_BOOTS
+    node = make_node("sine", blobs["sine"][1], sample_ms=60000, trial_sample_ms=60000)
+    gateway.offer("esp32-1", manifest(blobs["sine"][2], 2), blobs["sine"][2])
+    node.run(20, until=lambda: node.ota.trial_left is not None)
+    assert pointer(node)["trial"] and pointer(node)["slot"] == 1
+    for _ in range(MAX_TRIAL_BOOTS + 2):
+        node.kill()
+        node = SimNode(node.root, power_lost=power_lost)
+    cfg = json.loads(open(node.root + "/config.json").read())
+    open(node.root + "/config.json", "w").write(json.dumps({**cfg, "sample_ms": 50, "trial_sample_ms": 50}))
+    node.kill()
+    node = SimNode(node.root, power_lost=power_lost)
+    try:
+        return run_until_final(node, gateway, "d-1"), node.node.model_version
+    finally:
+        node.kill()
+
+
+def test_power_cuts_on_trial_do_not_roll_the_update_back(blobs, gateway, make_node):
+    assert _reboots_on_trial(blobs, gateway, make_node, power_lost=True) == ((P.UPDATED, None), 2)
+
+
+def test_crash_reboots_on_trial_roll_the_update_back(blobs, gateway, make_node):
+    assert _reboots_on_trial(blobs, gateway, make_node, power_lost=False) == ((P.ROLLED_BACK, "inference_errors"), 1)
+
+
 def test_full_flash_fails_the_update_not_the_node(blobs, gateway, make_node):
     node = make_node("sine", blobs["sine"][1], sample_ms=50)
     node.hal.fs.full_if = lambda op, path: op == "write" and path.endswith("slot_b.tfmb")

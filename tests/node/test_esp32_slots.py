@@ -67,3 +67,23 @@ def test_trial_model_that_keeps_rebooting_is_abandoned(flash):
     assert events[:-1] == [(2, None)] * MAX_TRIAL_BOOTS
     assert events[-1] == (1, "trial_abandoned")
     assert json.loads(fs.read("/models/active.json"))["trial"] is False
+
+
+def test_power_losses_during_a_trial_do_not_abandon_it(flash):
+    """A power cut is not the new model's fault: however many there are, the trial goes on,
+    and a crash afterwards still counts from where the crashes left off."""
+    from tinyfleet_node.slots import MAX_TRIAL_BOOTS
+    fs, slots = flash
+    fs.write_json("/models/active.json", {"slot": 0, "version": 1, "prev": None, "prev_version": None,
+                                          "trial": False, "boots": 0, "deployment": None})
+    s = slots()
+    s.boot("sine")
+    s.activate(1, 2, "d-1")
+    for _ in range(3 * MAX_TRIAL_BOOTS):
+        _, hdr, event = slots().boot("sine", power_lost=True)
+        assert (hdr["model_version"], event) == (2, None)
+    assert fs.read_json("/models/active.json")["boots"] == 0
+    for _ in range(MAX_TRIAL_BOOTS):
+        assert slots().boot("sine")[2] is None
+    _, hdr, event = slots().boot("sine")
+    assert (hdr["model_version"], event) == (1, "trial_abandoned")

@@ -51,7 +51,7 @@ class Node:
             self.fs.makedirs(p[:p.rfind("/")])
         self.seq = Seq(self.fs, cfg["state_dir"] + "/seq.json")
         self.slots = Slots(self.fs, cfg["slots"], cfg["active_pointer"])
-        data, hdr, event = self.slots.boot(cfg["model"])
+        data, hdr, event = self.slots.boot(cfg["model"], hal.power_lost())
         self.boot_event = event
         self.model = None
         self.model_version = 0

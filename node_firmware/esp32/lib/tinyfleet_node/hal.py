@@ -209,3 +209,10 @@ class Hal:
     def reset(self):
         import machine
         machine.reset()
+
+    def power_lost(self):
+        """True when this boot follows a loss of power. The ESP32 port reports a
+        power-on and a brown-out both as PWRON_RESET; a crash (machine.reset, panic)
+        or a watchdog reset is something else."""
+        import machine
+        return machine.reset_cause() == machine.PWRON_RESET

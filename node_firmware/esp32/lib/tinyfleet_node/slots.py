@@ -8,7 +8,7 @@ Pointer: {"slot": 0|1, "version": int, "prev": slot or None, "prev_version",
 """
 from contract import blob as blobfmt
 
-MAX_TRIAL_BOOTS = 3  # a new model that keeps the node rebooting is abandoned
+MAX_TRIAL_BOOTS = 3  # a new model that keeps the node rebooting is abandoned (power cuts aside)
 
 
 class NoValidModel(Exception):
@@ -47,12 +47,13 @@ class Slots:
         self.fs.write_json(self.pointer_path, ptr)
         self.pointer = ptr
 
-    def boot(self, name):
+    def boot(self, name, power_lost=False):
         """Pick the slot to run. Returns (blob, header, event) with event None,
-        "fallback" (the active blob was bad) or "trial_abandoned"."""
+        "fallback" (the active blob was bad) or "trial_abandoned". A boot after a
+        power loss does not count against a trial: the new model did not cause it."""
         ptr = self._read_pointer()
         event = None
-        if ptr is not None and ptr.get("trial"):
+        if ptr is not None and ptr.get("trial") and not power_lost:
             ptr["boots"] = ptr.get("boots", 0) + 1
             if ptr["boots"] > MAX_TRIAL_BOOTS and ptr.get("prev") in (0, 1) \
                     and self.check(ptr["prev"], name) is not None:
