@@ -7,8 +7,9 @@ writer thread validates each batch with the contract decoder, drops duplicates
 (dedup.py) and commits the batch to the outbox in one transaction (one fsync); the
 loop thread then acknowledges those messages to the broker in one write. While one
 batch is being committed the next one grows, so batches get larger exactly when the
-disk is slow. A crash before the commit means the broker redelivers, never a lost
-message; a crash after it, a redelivery the deliveries log recognises."""
+disk is slow. A gateway crash before the commit means the broker redelivers, never a lost
+message; a crash after it, a redelivery the deliveries log recognises. When the broker
+goes away instead, what the gateway holds unacked is still stored (see `_hold`)."""
 import logging
 import queue
 import threading
@@ -59,6 +60,7 @@ class MqttIn:
         self._to_writer: queue.Queue = queue.Queue(maxsize=1)
         self._acks: queue.Queue = queue.Queue()   # (generation, [mid]) committed, to be acked
         self._writer_busy = False
+        self._held: list[tuple[int, int, list]] = []   # batches of a lost connection, to store unacked
         self._drop_session = False                # set by the writer when the disk failed
         c = self.client = FastClient(mqtt.CallbackAPIVersion.VERSION2, client_id=cfg.gateway_id,
                                      clean_session=False, manual_ack=True)
@@ -86,8 +88,16 @@ class MqttIn:
     def _on_disconnect(self, client, userdata, flags, rc, props=None) -> None:
         self.connected = False
         self.metrics.mqtt_connected.set(0)
-        # Unacked messages will be redelivered in the persistent session; forget them here.
-        self.client.inbox = []
+        self._hold()
+
+    def _hold(self) -> None:
+        """The connection is gone and these messages were never acked. A broker that crashed
+        comes back with its last autosave, so they may exist nowhere else: store them anyway,
+        never ack them (a new connection numbers its messages anew), and let dedup recognise
+        the copies a broker that did keep them redelivers."""
+        if self.client.inbox:
+            self._held.append((self._generation, self._session, self.client.inbox))
+            self.client.inbox = []
 
     def run(self, stop) -> None:
         """The loop thread: network I/O, hand-off to the writer, acks, reconnect with back-off."""
@@ -120,7 +130,7 @@ class MqttIn:
                 time.sleep(LOOP_TIMEOUT)
                 rc = self.client.loop_misc()
             if rc != mqtt.MQTT_ERR_SUCCESS:
-                self.client.inbox = []   # unacked: the broker redelivers them in the session
+                self._hold()
                 stop.wait(backoff)
                 backoff = min(backoff * 2, self.cfg.backoff_max)
                 continue
@@ -131,24 +141,29 @@ class MqttIn:
                 self._drop_session = False
                 self.client.disconnect()
                 continue
-            if self.client.inbox and not self._writer_busy:
+            if (self._held or self.client.inbox) and not self._writer_busy:
                 self._handoff()
+        deadline = time.monotonic() + 10
+        while (self._held or self.client.inbox or self._writer_busy) and time.monotonic() < deadline:
+            if not self._writer_busy:           # commit what is in hand; ack it while still connected
+                self._handoff()
+            time.sleep(0.005)
+            self._send_acks()
         if self.connected:
-            deadline = time.monotonic() + 10
-            while (self.client.inbox or self._writer_busy) and time.monotonic() < deadline:   # commit + ack what is in hand
-                if self.client.inbox and not self._writer_busy:
-                    self._handoff()
-                time.sleep(0.005)
-                self._send_acks()
             self.client.disconnect()
             self.client.loop(timeout=0.1)
         self._to_writer.put(None)
         writer.join(10)
 
     def _handoff(self) -> None:
+        """Give the writer the oldest held batch, else what the loop read since the last one."""
+        if self._held:
+            job = self._held.pop(0)
+        else:
+            job = (self._generation, self._session, self.client.inbox)
+            self.client.inbox = []
         self._writer_busy = True
-        batch, self.client.inbox = self.client.inbox, []
-        self._to_writer.put((self._generation, self._session, batch))
+        self._to_writer.put(job)
 
     def _send_acks(self) -> None:
         while True:
