@@ -50,7 +50,7 @@ async def post_ingest(request: Request, role: str = Depends(require(*GATEWAY))) 
             return ingest.store(s, body, lists, settings)
 
     from starlette.concurrency import run_in_threadpool
-    accepted, duplicates, _ = await run_in_threadpool(write)
+    accepted, duplicates = await run_in_threadpool(write)
     m.batches.labels("stored").inc()
     m.records.labels("telemetry").inc(accepted)
     for kind in ("heartbeats", "statuses", "ota_states"):

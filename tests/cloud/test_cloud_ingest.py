@@ -60,6 +60,18 @@ def test_duplicate_batch_is_counted_not_stored(cloud):
     assert "tinyfleet_ingest_duplicates_total 25.0" in metrics
 
 
+def test_stored_records_in_a_later_chunk_of_a_big_batch(cloud):
+    """Rows go in 1,000 at a time; a chunk that meets stored (node, seq) is undone and done
+    again to learn which: the chunks before it must stay, and the newest result must win."""
+    ts = 1795400000000
+    assert cloud.ingest(batch(telemetry=[telemetry("n-1", i, ts=ts + i) for i in range(1200, 1300)])).json() == \
+        {"accepted": 100, "duplicates": 0}
+    big = batch(batch_id="b-2", telemetry=[telemetry("n-1", i, ts=ts + i) for i in range(1500)])
+    assert cloud.ingest(big).json() == {"accepted": 1400, "duplicates": 100}
+    assert count(cloud) == 1500
+    assert cloud.get("/api/v1/nodes/n-1").json()["last_result"]["seq"] == 1499
+
+
 def test_repeat_inside_one_batch_is_a_duplicate(cloud):
     recs = [telemetry("n-1", 1), telemetry("n-1", 1), telemetry("n-2", 1)]
     assert cloud.ingest(batch(telemetry=recs)).json() == {"accepted": 2, "duplicates": 1}
