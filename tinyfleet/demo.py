@@ -11,6 +11,7 @@ firmware, then watches the story through the cloud's public API:
 Every process is a real `tinyfleet ...` command, the same ones docker-compose runs."""
 import secrets
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -200,20 +201,26 @@ def summary_line(story: Story, state: dict) -> str:
     nodes = state.get("nodes", [])
     online = sum(1 for n in nodes if n["online"])
     rates = ", ".join(f"{s}: {(v.get('anomaly_rate') or 0):.2f}" for s, v in sorted(state.get("sites", {}).items()))
-    step = story.next_step or "done"
-    return (f"[{time.monotonic() - story.t0:5.0f}s] nodes {online}/{len(nodes)} online | anomaly rate {rates} | "
-            f"waiting for: {step}")
+    step = f"waiting for: {story.next_step}" if story.next_step else "story complete (Ctrl-C stops)"
+    return f"[{time.monotonic() - story.t0:5.0f}s] nodes {online}/{len(nodes)} online | anomaly rate {rates} | {step}"
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def run_story(headless: bool, duration: float, nodes: int, port: int, drift_at: float, workdir: Path,
               echo=typer.echo) -> tuple[bool, Story, dict]:
     """Starts everything, plays the story until it completes (headless) or `duration`
-    runs out, stops everything. Returns (completed, story, state)."""
+    runs out, stops everything. Returns (completed, story, state). SIGTERM stops it like
+    Ctrl-C, and so does SIGINT when a shell started it in the background (which ignores
+    SIGINT): the services run in process groups of their own and would outlive the demo."""
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     fleet = Fleet(workdir.resolve(), port, nodes, drift_at)
     story, state = Story(), {}
     ok = False
+    before = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         fleet.start(echo)
         op = Operator(fleet.url, fleet.tokens["operator"])
@@ -243,7 +250,11 @@ def run_story(headless: bool, duration: float, nodes: int, port: int, drift_at: 
     except Exception as e:  # a stopped service or a failed step: say which, then stop everything
         echo(f"demo failed: {e}")
     finally:
+        for sig in before:
+            signal.signal(sig, signal.SIG_IGN)      # a second Ctrl-C must not cut the clean-up short
         fleet.stop()
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
     return ok, story, state
 
 
