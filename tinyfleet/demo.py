@@ -220,7 +220,7 @@ def run_story(headless: bool, duration: float, nodes: int, port: int, drift_at: 
     fleet = Fleet(workdir.resolve(), port, nodes, drift_at)
     story, state = Story(), {}
     ok = False
-    before = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    handlers = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         fleet.start(echo)
         op = Operator(fleet.url, fleet.tokens["operator"])
@@ -250,10 +250,10 @@ def run_story(headless: bool, duration: float, nodes: int, port: int, drift_at: 
     except Exception as e:  # a stopped service or a failed step: say which, then stop everything
         echo(f"demo failed: {e}")
     finally:
-        for sig in before:
+        for sig in handlers:
             signal.signal(sig, signal.SIG_IGN)      # a second Ctrl-C must not cut the clean-up short
         fleet.stop()
-        for sig, handler in before.items():
+        for sig, handler in handlers.items():
             signal.signal(sig, handler)
     return ok, story, state
 

@@ -52,9 +52,9 @@ def test_a_signal_stops_the_demo_and_everything_it_started(tmp_path, sig):
         seen = []
         for line in proc.stdout:
             seen.append(line)
-            if line.startswith("gateways"):
+            if "waiting for:" in line:          # the story loop is running
                 break
-        assert seen and seen[-1].startswith("gateways"), "".join(seen)
+        assert seen and "waiting for:" in seen[-1], "".join(seen)
         services = _started_by(work, proc.pid)
         assert len(services) >= 6, services       # mosquitto, cloud, 2 gateways, 2 node simulators
         proc.send_signal(sig)
