@@ -239,6 +239,12 @@ def is_anomaly(model: str, result) -> bool | None:
     return result == 1 or result == "anomaly"
 
 
+def _result(r: dict) -> dict:
+    """A stored record as a node's last result and the dashboard's live feed show it."""
+    return {"model": r["model"], "model_version": r["model_version"], "seq": r["seq"], "ts": r["ts"],
+            "result": r["result"], "score": float(r["score"])}
+
+
 def store(s: Session, body: dict, lists: dict, settings) -> tuple[int, int]:
     """Writes a validated batch; returns (accepted, duplicates).
 
@@ -296,8 +302,7 @@ def store(s: Session, body: dict, lists: dict, settings) -> tuple[int, int]:
     last = {nid: cur[1] for nid, cur in current.items()}    # newest result per node, never older
     for nid, r in newest.items():
         if r["ts"] >= (last[nid] or {}).get("ts", -1):
-            last[nid] = {"model": r["model"], "model_version": r["model_version"], "seq": r["seq"],
-                         "ts": r["ts"], "result": r["result"], "score": float(r["score"])}
+            last[nid] = _result(r)
     for nid, n in nodes.items():
         n.last_result = last[nid]
     plain = [{"b_id": nid, "site": site, "gateway": gateway, "last_seen": now, "last_result": last[nid]}
@@ -313,8 +318,6 @@ def store(s: Session, body: dict, lists: dict, settings) -> tuple[int, int]:
     for nid in sorted(changed):
         events.publish(s, events.STREAM, "node", fleet.node_brief(nodes[nid], now, settings.online_window_s))
     if new:
-        shown = [{"node": r["node"], "seq": r["seq"], "ts": r["ts"], "model": r["model"],
-                  "model_version": r["model_version"], "result": r["result"], "score": float(r["score"])}
-                 for r in new[-500:]]
+        shown = [{"node": r["node"], **_result(r)} for r in new[-500:]]
         events.publish(s, events.STREAM, "telemetry", {"site": site, "records": shown})
     return len(new), len(lists["telemetry"]) - len(new)
